@@ -5,6 +5,7 @@ Importing this package registers the SensiMix config and models with transformer
 
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from .callback import SensiMixCallback, SensiMixStage
 from .configuration_sensimix import SENSIMIX_FORMAT_VERSION, SensiMixConfig
 from .modeling_sensimix import SensiMixForSequenceClassification, SensiMixModel, SensiMixPreTrainedModel
 
@@ -22,9 +23,11 @@ SensiMixForSequenceClassification.register_for_auto_class("AutoModelForSequenceC
 
 __all__ = [
     "SENSIMIX_FORMAT_VERSION",
+    "SensiMixCallback",
     "SensiMixConfig",
     "SensiMixForSequenceClassification",
     "SensiMixModel",
     "SensiMixPreTrainedModel",
+    "SensiMixStage",
     "__version__",
 ]
