@@ -13,10 +13,11 @@ Stored tensors of the packed forms (all in the safetensors checkpoint):
 | PackedIndexLinear | `weight_index` | int8 | `[out_features, in_features]` |
 | PackedIndexLinear | `weight_min`, `weight_max` | float32 | `[]`, or `[out_features, 1]` per channel |
 | PackedIndexEmbedding | `weight_index` | int8 | `[num_embeddings, embedding_dim]` |
-| PackedIndexEmbedding | `weight_min`, `weight_max` | float32 | `[]`, or `[num_embeddings, 1]` per channel |
+| PackedIndexEmbedding | `weight_min`, `weight_max` | model dtype (float32 by default) | `[]`, or `[num_embeddings, 1]` per channel |
 | PackedBinaryLinear | `weight_bits` | uint8 | `[out_features, ceil(in_features / 8)]`, layout of `bitpacking.pack_bits` |
-| PackedBinaryLinear | `weight_scale` | float32 | `[out_features]`, only with `binary_scale="row"` |
-| all linears | `bias` | float32 | `[out_features]` |
+| PackedBinaryLinear | `weight_scale` | model dtype (float32 by default) | `[out_features]`, only with `binary_scale="row"` |
+| PackedIndexLinear | `bias` | float32 | `[out_features]` |
+| PackedBinaryLinear | `bias` | model dtype (float32 by default) | `[out_features]` |
 """
 
 import math
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bitpacking import pack_bits, unpack_bits
+from .index_linear import _WeightCache, index_linear
 from .quantization import (
     binarize,
     binarize_ste,
@@ -33,6 +35,7 @@ from .quantization import (
     index_fake_quantize,
     index_quantize,
     index_ranges,
+    straight_through,
 )
 
 
@@ -76,8 +79,15 @@ class IndexQuantEmbedding(nn.Embedding):
         self.per_row = per_row
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        weight = index_fake_quantize(self.weight, self.per_row)
-        return F.embedding(input, weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq)
+        rows = F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type, self.scale_grad_by_freq)
+        # The range comes from the whole table, but only the looked-up rows are quantized: on a 30k-row
+        # vocabulary this gives the same values as quantizing the table at a fraction of the cost.
+        lo, hi = index_ranges(self.weight, self.per_row)
+        if self.per_row:
+            lo = F.embedding(input, lo)
+            hi = F.embedding(input, hi)
+        quantized = index_dequantize(index_quantize(rows, lo, hi), lo, hi, dtype=rows.dtype)
+        return straight_through(rows, quantized)
 
     @torch.no_grad()
     def pack(self) -> "PackedIndexEmbedding":
@@ -85,7 +95,12 @@ class IndexQuantEmbedding(nn.Embedding):
         if self.max_norm is not None:
             raise ValueError(f"Packing an embedding with max_norm={self.max_norm} is not supported; use max_norm=None.")
         packed = PackedIndexEmbedding(
-            self.num_embeddings, self.embedding_dim, self.per_row, self.padding_idx, device=self.weight.device
+            self.num_embeddings,
+            self.embedding_dim,
+            self.per_row,
+            self.padding_idx,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
         )
         lo, hi = index_ranges(self.weight, self.per_row)
         packed.weight_index.copy_(index_quantize(self.weight, lo, hi))
@@ -175,39 +190,12 @@ class BinaryLinear(nn.Linear):
         return f"{super().extra_repr()}, binary={self.binary}, scale_mode={self.scale_mode!r}"
 
 
-class _DequantizedWeightCache:
-    """Float copy of an int8 weight, rebuilt when the indices, the device or the dtype change.
-
-    The copy is a plain attribute, not a buffer, so it is never saved and never seen by `_init_weights`.
-    The version counter of the index buffer changes on every in-place write (`load_state_dict`, `copy_`).
-    """
-
-    def __init__(self):
-        self.key = None
-        self.value = None
-
-    def get(self, module, dtype: torch.dtype) -> torch.Tensor:
-        index = module.weight_index
-        key = (index.device, dtype, index.data_ptr(), index._version, module.weight_min._version)
-        if self.key != key:
-            self.value = index_dequantize(index, module.weight_min, module.weight_max, dtype)
-            self.key = key
-        return self.value
-
-    def clear(self) -> None:
-        self.key = None
-        self.value = None
-
-
 class PackedIndexLinear(nn.Module):
     """Linear layer with an int8 index weight (packed form).
 
-    By default the weight is de-quantized once to the input dtype and cached, which runs as fast as the
-    float layer. With `cache_dequantized = False` it is de-quantized on every call instead, which keeps only
-    the int8 tensor resident at the cost of speed.
+    The product runs on the backend selected in `index_linear` ("auto" by default: PyTorch's int8 GEMM on CPU,
+    a cached float copy of the weight elsewhere).
     """
-
-    cache_dequantized = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, per_row: bool = False, device=None):
         super().__init__()
@@ -222,20 +210,17 @@ class PackedIndexLinear(nn.Module):
             self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device))
         else:
             self.bias = None
-        self._cache = _DequantizedWeightCache()
+        self._weight_cache = _WeightCache()
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Return the float weight `W_hat` that this layer multiplies by."""
-        if self.cache_dequantized:
-            return self._cache.get(self, dtype)
+        """Return the float weight `W_hat` that this layer represents."""
         return index_dequantize(self.weight_index, self.weight_min, self.weight_max, dtype)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(input.dtype)
-        return F.linear(input, self.dequantized_weight(input.dtype), bias)
+        return index_linear(self, input)
 
     def _apply(self, fn, recurse=True):
-        self._cache.clear()
+        self._weight_cache.clear()
         return super()._apply(fn, recurse)
 
     def extra_repr(self) -> str:
@@ -246,7 +231,13 @@ class PackedIndexEmbedding(nn.Module):
     """Embedding table of int8 indices (packed form); only the looked-up rows are de-quantized."""
 
     def __init__(
-        self, num_embeddings: int, embedding_dim: int, per_row: bool = False, padding_idx: int | None = None, device=None
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        per_row: bool = False,
+        padding_idx: int | None = None,
+        device=None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.num_embeddings = num_embeddings
@@ -256,9 +247,12 @@ class PackedIndexEmbedding(nn.Module):
         self.register_buffer(
             "weight_index", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8, device=device)
         )
+        # The range uses the model's float dtype: torch's default dtype for `dtype=None`, which
+        # `from_pretrained(dtype=...)` sets while it builds the model. The looked-up rows come out in this dtype,
+        # and the LayerNorm that follows requires it.
         range_shape = _range_shape(num_embeddings, per_row)
-        self.register_buffer("weight_min", torch.zeros(range_shape, dtype=torch.float32, device=device))
-        self.register_buffer("weight_max", torch.zeros(range_shape, dtype=torch.float32, device=device))
+        self.register_buffer("weight_min", torch.zeros(range_shape, dtype=dtype, device=device))
+        self.register_buffer("weight_max", torch.zeros(range_shape, dtype=dtype, device=device))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(input, self.weight_index)
@@ -266,7 +260,6 @@ class PackedIndexEmbedding(nn.Module):
         if self.per_row:
             lo = F.embedding(input, lo)
             hi = F.embedding(input, hi)
-        # The float buffers follow the model's dtype (float16 after `from_pretrained(dtype=torch.float16)`).
         return index_dequantize(rows, lo, hi, dtype=self.weight_min.dtype)
 
     def extra_repr(self) -> str:
@@ -297,11 +290,11 @@ class PackedBinaryLinear(nn.Module):
         packed_width = (in_features + 7) // 8
         self.register_buffer("weight_bits", torch.zeros(out_features, packed_width, dtype=torch.uint8, device=device))
         if scale_mode == "row":
-            self.register_buffer("weight_scale", torch.zeros(out_features, dtype=torch.float32, device=device))
+            self.register_buffer("weight_scale", torch.zeros(out_features, device=device))
         else:
             self.weight_scale = None
         if bias:
-            self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device))
+            self.register_buffer("bias", torch.zeros(out_features, device=device))
         else:
             self.bias = None
 
@@ -310,12 +303,25 @@ class PackedBinaryLinear(nn.Module):
         positive = unpack_bits(self.weight_bits, self.in_features)
         return binarize(positive.to(dtype) - 0.5)
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.binarize_inputs:
-            # Imported here so that the package imports without building or loading the compiled kernel.
-            from .xnor_kernel import binary_linear
+    def forward(self, input: torch.Tensor, output: str = "float") -> torch.Tensor:
+        """Return the layer's output as floats, or with `output="bits"` as packed sign bits of it (uint8).
 
-            return binary_linear(input, self.weight_bits, self.in_features, self.weight_scale, self.bias)
+        A uint8 `input` is taken as packed sign bits, as the previous 1-bit layer returns them with
+        `output="bits"`; the activations between the two 1-bit FFN linears then never exist as floats.
+        """
+        # Imported here so that the package imports without building or loading the compiled kernel.
+        from .xnor_kernel import binary_linear, binary_linear_from_bits
+
+        if input.dtype == torch.uint8:
+            float_buffer = self.bias if self.bias is not None else self.weight_scale
+            dtype = float_buffer.dtype if float_buffer is not None else torch.get_default_dtype()
+            return binary_linear_from_bits(
+                input, self.weight_bits, self.in_features, self.weight_scale, self.bias, dtype=dtype, output=output
+            )
+        if self.binarize_inputs:
+            return binary_linear(input, self.weight_bits, self.in_features, self.weight_scale, self.bias, output=output)
+        if output != "float":
+            raise ValueError(f"output={output!r} needs binarize_inputs=True; this layer multiplies float inputs.")
         output = F.linear(input, self.signed_weight(input.dtype))
         if self.weight_scale is not None:
             output = output * self.weight_scale.to(output.dtype)

@@ -44,8 +44,8 @@ class SensiMixIntermediate(BertIntermediate):
     """BERT's FFN intermediate block whose activation can be folded into the following 1-bit input.
 
     When the FFN runs in 1-bit and the activation preserves signs, the output linear only sees b(act(h)) = b(h).
-    In training this returns b(h) with the straight-through gradient of b(act(h)). In the packed form it returns
-    h itself and the output layer binarizes it, which skips the activation at inference.
+    In training this returns b(h) with the straight-through gradient of b(act(h)). In the packed form it returns the
+    sign bits of h packed in uint8, which the packed output layer consumes, so the activation is skipped at inference.
     """
 
     def __init__(self, config: SensiMixConfig, dense: nn.Module):
@@ -58,11 +58,12 @@ class SensiMixIntermediate(BertIntermediate):
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.folds_activation and isinstance(self.dense, PackedBinaryLinear):
+            # The output linear only needs b(h), so the packed sign bits go to it directly.
+            return self.dense(hidden_states, output="bits")
         hidden_states = self.dense(hidden_states)
         if not self.folds_activation:
             return self.intermediate_act_fn(hidden_states)
-        if isinstance(self.dense, PackedBinaryLinear):
-            return hidden_states
         if self.dense.binary:
             return binarize_activation_ste(hidden_states, self.intermediate_act_fn)
         return self.intermediate_act_fn(hidden_states)
@@ -313,9 +314,15 @@ class SensiMixPreTrainedModel(BertPreTrainedModel):
                 if key in kwargs
             }
             config = cls.config_class.from_pretrained(pretrained_model_name_or_path, **config_kwargs)
-        if config.is_packed:
-            check_packed_checkpoint(cls, config, pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if not config.is_packed:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        check_packed_checkpoint(cls, config, pretrained_model_name_or_path, kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        # The loader creates every float parameter with requires_grad=True, but a packed model cannot be trained
+        # (its kernels return no gradient), so it comes back frozen as `pack()` leaves it.
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.requires_grad_(False)
+        return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """Save like any transformers model, with an `auto_map` that names every SensiMix auto class.
@@ -342,6 +349,10 @@ class SensiMixForSequenceClassification(SensiMixPreTrainedModel, BertForSequence
     While training with labels, `abwr_weight * abwr_loss()` is added to the loss when `abwr_weight > 0`, so a plain
     `Trainer` back-propagates the ABWR term; `last_abwr_loss` keeps its detached value for logging.
     """
+
+    # The forward takes **kwargs but averages its loss over the batch itself and ignores `num_items_in_batch`, so
+    # the Trainer must scale the loss for gradient accumulation and multi-process training as usual.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: SensiMixConfig):
         # BertForSequenceClassification.__init__ would build a float BertModel; only the encoder class differs.

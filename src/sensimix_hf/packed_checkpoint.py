@@ -95,13 +95,24 @@ def check_packed_checkpoint(model_class, config, path, kwargs: dict) -> None:
         expected = _strip_prefix(expected, prefix)
 
     missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing and unexpected:
+        # Tensors both absent and extra mean that the config describes another (a+b) layout than the weights,
+        # typically an edited config.json, rather than a truncated file.
+        raise ValueError(
+            f"The config's layout (num_8bit_layers={config.num_8bit_layers}, num_hidden_layers="
+            f"{config.num_hidden_layers}, quantization_ranges={config.quantization_ranges!r}, binary_scale="
+            f"{config.binary_scale!r}) disagrees with the weights of the packed checkpoint at {path!r}: the config "
+            f"requires {len(missing)} tensor(s) that the file lacks, for example {missing[:_MAX_LISTED]}, and the "
+            f"file has {len(unexpected)} tensor(s) that the config does not describe, for example "
+            f"{unexpected[:_MAX_LISTED]}. Use the config.json saved with these weights."
+        )
     if missing:
         raise ValueError(
             f"The packed checkpoint at {path!r} lacks {len(missing)} tensor(s) that its config requires, for "
             f"example {missing[:_MAX_LISTED]}. The file is incomplete or was saved with another layout; save the "
             f"packed model again."
         )
-    unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ValueError(
             f"The packed checkpoint at {path!r} has {len(unexpected)} tensor(s) that its config does not describe, "

@@ -67,6 +67,26 @@ class _IndexFakeQuantize(torch.autograd.Function):
         return grad_output, None
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: `value`. Backward: the whole gradient goes to `source` (identity straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, source: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        return grad_output, None
+
+
+def straight_through(source: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Return `value` in the forward pass and pass the gradient to `source` unchanged.
+
+    Unlike `source + (value - source).detach()`, the forward result is `value` bit for bit.
+    """
+    return _StraightThrough.apply(source, value.detach())
+
+
 def index_fake_quantize(weight: torch.Tensor, per_row: bool = False) -> torch.Tensor:
     """Quantize `weight` to 8-bit indices and back, passing the gradient straight through to `weight`."""
     return _IndexFakeQuantize.apply(weight, per_row)
@@ -144,4 +164,5 @@ __all__ = [
     "index_fake_quantize",
     "index_quantize",
     "index_ranges",
+    "straight_through",
 ]
