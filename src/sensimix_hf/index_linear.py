@@ -3,19 +3,19 @@
 A packed layer stores int8 indices Q and a range [lo, hi]; its weight is W_hat = (Q + 128) * s + lo with
 s = (hi - lo) / 255. Backends:
 
-- "dequantized": W_hat is computed once in the input dtype, cached, and multiplied with a float GEMM. Fastest on
-  GPUs and exact to the training-form model; the cache costs a float copy of every 8-bit weight.
+- "dequantized": W_hat is computed once in the input dtype, cached, and multiplied with a float GEMM. The packed
+  model then computes exactly what the training-form model computed.
 - "on_the_fly": W_hat is rebuilt on every call. Only the int8 tensors stay resident (a quarter of the float
   memory) at the cost of speed.
-- "int8": CPU only. Uses PyTorch's dynamic int8 GEMM (fbgemm / oneDNN) on the indices themselves, through the
-  identity x @ W_hat.T = s * (x @ Q.T) + (128 * s + lo) * sum(x); the activations are quantized per batch to
-  8 bits, which adds a small error. About twice as fast as the float GEMM on AVX2 CPUs.
-- "auto" (default): "int8" for CPU tensors when PyTorch's quantized engine is available, else "dequantized".
-
-`benchmarks/inference.py` measures the backends; `docs/benchmarks.md` has the numbers behind the default.
+- "int8": CPU only. Uses PyTorch's dynamic int8 GEMM (fbgemm) on the indices themselves, through the identity
+  x @ W_hat.T = s * (x @ Q.T) + (128 * s + lo) * sum(x). The activations are quantized to 8 bits per batch,
+  which the model never saw in training, so logits move and a few predictions change.
+- "auto" (default): "dequantized", because a packed model should reproduce the accuracy that was measured before
+  packing. `docs/benchmarks.md` has the speed and accuracy of each backend.
 """
 
 import contextlib
+import functools
 import os
 import warnings
 
@@ -74,11 +74,27 @@ def is_int8_gemm_available() -> bool:
     )
 
 
+@functools.cache
+def _int8_gemm_reduce_range() -> bool:
+    """Whether the int8 GEMM must quantize activations to 7 bits to avoid int16 saturation.
+
+    Without VNNI instructions, x86 int8 kernels sum pairs of u8 x s8 products in int16, which a full 8-bit range can
+    overflow. CPUs with AVX-512 VNNI or AVX-VNNI accumulate in int32, so they keep the full range. The flags are
+    read from /proc/cpuinfo; elsewhere the safe choice (7 bits) is kept.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            flags = file.read()
+    except OSError:
+        return True
+    return not ("avx512_vnni" in flags or "avx_vnni" in flags)
+
+
 def resolve_backend(input: torch.Tensor) -> str:
     """Return the concrete backend for `input`, resolving "auto" and CUDA tensors."""
     name = get_index_linear_backend()
     if name == "auto":
-        return "int8" if input.device.type == "cpu" and is_int8_gemm_available() else "dequantized"
+        return "dequantized"
     if name == "int8" and input.device.type != "cpu":
         logger.warning_once("The int8 backend of 8-bit linears runs on CPU only; using 'dequantized' on this device.")
         return "dequantized"
@@ -141,7 +157,7 @@ def index_linear(module, input: torch.Tensor) -> torch.Tensor:
     if backend == "int8" and input.dtype == torch.float32:
         packed, offset = module._weight_cache.get(module, "int8", torch.float32, lambda: _prepack_int8(module))
         flat = input.reshape(-1, module.in_features)
-        output = torch.ops.quantized.linear_dynamic(flat, packed, True)
+        output = torch.ops.quantized.linear_dynamic(flat, packed, _int8_gemm_reduce_range())
         output = output + flat.sum(dim=-1, keepdim=True) * offset
         if bias is not None:
             output = output + bias
