@@ -43,6 +43,14 @@ def _range_shape(rows: int, per_row: bool) -> tuple[int, ...]:
     return (rows, 1) if per_row else ()
 
 
+def _store_index_weight(packed: nn.Module, weight: torch.Tensor, per_row: bool) -> None:
+    """Write the int8 indices and the range of `weight` into the buffers of a packed module."""
+    lo, hi = index_ranges(weight, per_row)
+    packed.weight_index.copy_(index_quantize(weight, lo, hi))
+    packed.weight_min.copy_(lo)
+    packed.weight_max.copy_(hi)
+
+
 class IndexQuantLinear(nn.Linear):
     """`nn.Linear` whose weight is 8-bit index quantized in the forward pass (training form)."""
 
@@ -59,10 +67,7 @@ class IndexQuantLinear(nn.Linear):
         packed = PackedIndexLinear(
             self.in_features, self.out_features, self.bias is not None, self.per_row, device=self.weight.device
         )
-        lo, hi = index_ranges(self.weight, self.per_row)
-        packed.weight_index.copy_(index_quantize(self.weight, lo, hi))
-        packed.weight_min.copy_(lo)
-        packed.weight_max.copy_(hi)
+        _store_index_weight(packed, self.weight, self.per_row)
         if self.bias is not None:
             packed.bias.copy_(self.bias.float())
         return packed
@@ -102,10 +107,7 @@ class IndexQuantEmbedding(nn.Embedding):
             device=self.weight.device,
             dtype=self.weight.dtype,
         )
-        lo, hi = index_ranges(self.weight, self.per_row)
-        packed.weight_index.copy_(index_quantize(self.weight, lo, hi))
-        packed.weight_min.copy_(lo)
-        packed.weight_max.copy_(hi)
+        _store_index_weight(packed, self.weight, self.per_row)
         return packed
 
     def extra_repr(self) -> str:

@@ -129,7 +129,7 @@ class _SignOfActivation(torch.autograd.Function):
     """Forward: b(act(h)) computed as b(h). Backward: the clipped estimator of b applied to act(h).
 
     For a sign-preserving activation (GELU, SiLU) b(act(h)) equals b(h) mathematically, but in float GELU(h)
-    rounds to -0.0 for h below about -5.9, which `>= 0` would read as +1. Taking the sign from h keeps
+    rounds to -0.0 for h below about -5.5 (torch 2.13, float32), which `>= 0` would read as +1. Taking the sign from h keeps
     training equal to packed inference, where the activation is skipped.
     """
 
