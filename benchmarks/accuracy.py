@@ -160,7 +160,7 @@ def load_results(path: Path, recipe: dict) -> dict:
         results = json.loads(path.read_text())
         if results.get("recipe") != recipe:
             raise SystemExit(
-                f"{path} holds runs of another recipe ({results.get('recipe')}); pass --results another file or "
+                f"{path} contains runs of another recipe ({results.get('recipe')}); pass --results another file or "
                 f"delete it to start over."
             )
         return results
@@ -237,7 +237,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=16, help="training batch size (default 16)")
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="JSON file of the runs")
     parser.add_argument("--plot", type=Path, default=PLOT_FILE, help="PNG of accuracy against size")
-    parser.add_argument("--rerun", action="store_true", help="run again runs that the JSON file already holds")
+    parser.add_argument("--rerun", action="store_true", help="run again the runs that the JSON file already contains")
     parser.add_argument("--report_only", action="store_true", help="only print the table and draw the plot")
     args = parser.parse_args(argv)
 

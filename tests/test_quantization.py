@@ -54,7 +54,7 @@ def test_per_row_ranges_use_each_row():
     assert torch.equal(restored[1], weight[1])
 
 
-def test_index_quantization_error_is_at_most_half_a_step():
+def test_index_error_within_half_step():
     torch.manual_seed(0)
     weight = torch.randn(64, 48)
     restored = fake_index_quantize(weight)

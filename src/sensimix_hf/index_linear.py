@@ -67,7 +67,7 @@ def index_linear_backend(name: str):
 
 
 def is_int8_gemm_available() -> bool:
-    """Whether PyTorch ships a quantized CPU engine with a dynamic int8 linear operator."""
+    """Return whether PyTorch has a quantized CPU engine with a dynamic int8 linear operator."""
     engines = torch.backends.quantized.supported_engines
     return hasattr(torch.ops.quantized, "linear_dynamic") and any(
         engine in engines for engine in ("x86", "fbgemm", "onednn")

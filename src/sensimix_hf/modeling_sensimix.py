@@ -166,7 +166,7 @@ class SensiMixPreTrainedModel(BertPreTrainedModel):
 
     @property
     def is_packed(self) -> bool:
-        """Whether the model holds packed integer buffers (inference form) instead of latent float weights."""
+        """Whether the model contains packed integer buffers (inference form) instead of latent float weights."""
         return bool(self.config.is_packed)
 
     def _mp_ffn_linears(self, layer_index: int) -> tuple[nn.Module, nn.Module]:

@@ -42,7 +42,7 @@ def _resolve_files(path, kwargs: dict) -> list[str]:
     index_file = cached_file(path, SAFE_WEIGHTS_INDEX_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
     if index_file is None:
         raise ValueError(
-            f"{path!r} holds no {SAFE_WEIGHTS_NAME} (nor a sharded index). A packed SensiMix checkpoint is stored in "
+            f"{path!r} contains no {SAFE_WEIGHTS_NAME} (nor a sharded index). A packed SensiMix checkpoint is stored in "
             f"safetensors; save it with model.save_pretrained(folder)."
         )
     with open(index_file, encoding="utf-8") as file:
