@@ -486,7 +486,7 @@ def test_glue_offline_fails_fast(tokenizer, monkeypatch):
     message = str(raised.value)
     assert "HF_DATASETS_OFFLINE is set" in message
     assert "'mrpc'" in message
-    assert "--train_file/--validation_file" in message
+    assert "--validation_file/--train_file" in message
 
 
 def test_glue_offline_cache_miss(tokenizer, monkeypatch, cache_dir):
