@@ -168,25 +168,39 @@ def load_results(path: Path, recipe: dict) -> dict:
     return {"recipe": recipe, "runs": []}
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def summarize(results: dict) -> str:
+    """Return markdown tables: accuracy per variant against FP32, and what each SensiMix method adds."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in results["runs"]:
         groups.setdefault((run["variant"], run["layout"]), []).append(run)
     fp32_runs = [run["eval_accuracy"] for (variant, _), runs in groups.items() if variant == "fp32" for run in runs]
     fp32_mean = statistics.mean(fp32_runs) if fp32_runs else None
     lines = [
-        "| variant | layout | seeds | accuracy mean | std | gap to FP32 (points) | size MiB |",
+        "| variant | layout | seeds | accuracy % (mean ± std) | gap to FP32 (points) | int8 GEMM accuracy % | size MiB |",
         "|---|---|---|---|---|---|---|",
     ]
     for (variant, layout), runs in groups.items():
-        accuracies = [run["eval_accuracy"] for run in runs]
-        mean = statistics.mean(accuracies)
-        std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        mean, std = _mean_std([run["eval_accuracy"] for run in runs])
         gap = f"{100 * (mean - fp32_mean):+.2f}" if fp32_mean is not None else "-"
+        int8_runs = [run["eval_accuracy_int8_gemm"] for run in runs if "eval_accuracy_int8_gemm" in run]
+        int8 = f"{100 * statistics.mean(int8_runs):.2f}" if int8_runs else "-"
         size = statistics.mean(run["size_bytes"] for run in runs) / 2**20
         lines.append(
-            f"| {variant} | {layout} | {len(runs)} | {100 * mean:.2f} | {100 * std:.2f} | {gap} | {size:.1f} |"
+            f"| {variant} | {layout} | {len(runs)} | {100 * mean:.2f} ± {100 * std:.2f} | {gap} | {int8} | {size:.1f} |"
         )
+
+    full = groups.get(("sensimix", "3+3"))
+    if full:
+        full_mean = statistics.mean(run["eval_accuracy"] for run in full)
+        lines += ["", "| method | SensiMix (3+3) minus the run without it (points) |", "|---|---|"]
+        for variant, method in (("no_abwr", "ABWR"), ("no_pt", "prioritized training"), ("no_ilf", "inverse layer-wise")):
+            if (variant, "3+3") in groups:
+                without = statistics.mean(run["eval_accuracy"] for run in groups[(variant, "3+3")])
+                lines.append(f"| {method} | {100 * (full_mean - without):+.2f} |")
     return "\n".join(lines)
 
 
@@ -195,6 +209,7 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     groups: dict[tuple[str, str], list[dict]] = {}
     for run in results["runs"]:
@@ -215,6 +230,9 @@ def plot(results: dict, path: Path) -> None:
             label=label,
         )
     axes.set_xscale("log")
+    axes.set_xticks([10, 20, 40, 80])
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("checkpoint size (MiB, log scale)")
     axes.set_ylabel("validation accuracy (%)")
     axes.set_title("MiniLM on movie_sentiment: accuracy against size")
