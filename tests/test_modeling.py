@@ -14,6 +14,7 @@ from transformers import (
 from sensimix_hf import SensiMixConfig, SensiMixForSequenceClassification, SensiMixModel
 from sensimix_hf.index_linear import index_linear_backend
 from sensimix_hf.layers import BinaryLinear, IndexQuantEmbedding, IndexQuantLinear
+from sensimix_hf.xnor_kernel import kernel_backend
 
 
 TINY = dict(
@@ -357,3 +358,35 @@ def test_minilm_binary_training_step(minilm_path, movie_sentences):
     assert missing == []
     assert all(torch.isfinite(parameter.grad).all() for parameter in model.parameters())
     optimizer.step()
+
+
+def test_packed_fast_path_matches_reference_kernel():
+    model = SensiMixForSequenceClassification(tiny_config()).eval()
+    model.set_binary_ffn_layers(model.mp_layer_indices)
+    model.pack()
+    inputs = batch(size=6)
+    with torch.no_grad():
+        with kernel_backend("reference"):
+            reference = model(**inputs).logits
+        fast = model(**inputs).logits
+    assert torch.allclose(fast, reference, atol=1e-6)
+    assert torch.equal(fast.argmax(-1), reference.argmax(-1))
+
+
+@pytest.mark.slow
+def test_minilm_fast_path_matches_reference_kernel(minilm_path, movie_sentences):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    inputs = tokenizer(movie_sentences[:32], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    torch.manual_seed(0)
+    model = SensiMixForSequenceClassification.from_bert(minilm_path, num_8bit_layers=3, num_mp_layers=3, num_labels=2)
+    model.set_binary_ffn_layers(model.mp_layer_indices)
+    model.pack().eval()
+    with torch.no_grad():
+        with kernel_backend("reference"):
+            reference = model(**inputs).logits
+        fast = model(**inputs).logits
+    print(f"MiniLM (3+3) packed: max |logit difference| compiled vs reference {(fast - reference).abs().max():.2e}")
+    assert torch.allclose(fast, reference, atol=1e-4)
+    assert torch.equal(fast.argmax(-1), reference.argmax(-1))
