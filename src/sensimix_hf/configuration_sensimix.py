@@ -36,9 +36,9 @@ class SensiMixConfig(BertConfig):
     binary_scale (`str`, defaults to `"row"`):
         Output scale of a 1-bit linear. `"none"` is the original SensiMix form `b(x) @ b(W).T + bias`.
         `"row"` multiplies each output by `mean(|W_row|) / sqrt(in_features)`, which keeps the 1-bit
-        product on the scale of the residual stream. On MiniLM (6 x 384) and movie-review sentences the
-        unscaled form collapsed to chance accuracy after binarization while the scaled form matched FP32,
-        so `"row"` is the default; `docs/benchmarks.md` has the measurements.
+        product on the scale of the residual stream. On MiniLM (6 x 384) fine-tuned on 1,000 movie-review
+        sentences the unscaled form reached 78.1 % validation accuracy (one seed) against about 82 % for the
+        scaled form and 81 % for FP32, so `"row"` is the default; `docs/benchmarks.md` has the measurements.
     quantization_ranges (`str`, defaults to `"tensor"`):
         Granularity of the 8-bit index ranges: `"tensor"` (one min/max per tensor, as in SensiMix) or
         `"channel"` (one min/max per output row of a linear and per row of an embedding).
