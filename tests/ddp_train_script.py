@@ -13,38 +13,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from torch.utils.data import Dataset
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
-from sensimix_hf import SensiMixConfig, SensiMixForSequenceClassification
+from sensimix_hf import SensiMixForSequenceClassification
 from sensimix_hf.callback import SensiMixCallback
-
-
-class RandomTokenDataset(Dataset):
-    """Random token ids whose label is the parity of the first token."""
-
-    def __init__(self, num_examples: int, sequence_length: int = 8, seed: int = 0):
-        generator = torch.Generator().manual_seed(seed)
-        self.input_ids = torch.randint(1, 99, (num_examples, sequence_length), generator=generator)
-        self.labels = self.input_ids[:, 0] % 2
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {
-            "input_ids": self.input_ids[index],
-            "attention_mask": torch.ones_like(self.input_ids[index]),
-            "labels": self.labels[index],
-        }
-
-
-class StageRecorder(TrainerCallback):
-    def __init__(self):
-        self.binary_layers_per_step: list[list[int]] = []
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.binary_layers_per_step.append(model.binary_ffn_layers)
+from tiny_models import RandomTokenDataset, StageRecorder, tiny_sensimix_config
 
 
 def main() -> None:
@@ -55,18 +28,7 @@ def main() -> None:
 
     # A different initialization per rank shows that DDP's broadcast at wrap time, not the seed, aligns the ranks.
     torch.manual_seed(rank)
-    config = SensiMixConfig(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_8bit_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    config = tiny_sensimix_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = SensiMixForSequenceClassification(config)
 
     # 20 examples over 2 ranks in batches of 2 give 5 micro-batches per rank and epoch, so with

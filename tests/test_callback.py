@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import IterableDataset
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -29,6 +29,7 @@ from sensimix_hf.callback import (
     binary_layers_for_stage_index,
     final_stage_index,
 )
+from tiny_models import RandomTokenDataset, StageRecorder, tiny_sensimix_config
 
 
 CALLBACK_LOGGER = "sensimix_hf.callback"
@@ -52,15 +53,9 @@ def single_torch_thread():
 
 def tiny_config(num_hidden_layers: int = 4, num_8bit_layers: int = 2) -> SensiMixConfig:
     # Dropout is off so that an interrupted and an uninterrupted run compute the same weights.
-    return SensiMixConfig(
-        vocab_size=99,
-        hidden_size=32,
+    return tiny_sensimix_config(
         num_hidden_layers=num_hidden_layers,
         num_8bit_layers=num_8bit_layers,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        num_labels=2,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
@@ -71,33 +66,7 @@ def tiny_model(**config_kwargs) -> SensiMixForSequenceClassification:
     return SensiMixForSequenceClassification(tiny_config(**config_kwargs))
 
 
-class RandomTokenDataset(Dataset):
-    """Random token ids whose label is the parity of the first token, so that a model can learn it."""
 
-    def __init__(self, num_examples: int, sequence_length: int = 8, seed: int = 0):
-        generator = torch.Generator().manual_seed(seed)
-        self.input_ids = torch.randint(1, 99, (num_examples, sequence_length), generator=generator)
-        self.labels = self.input_ids[:, 0] % 2
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {
-            "input_ids": self.input_ids[index],
-            "attention_mask": torch.ones_like(self.input_ids[index]),
-            "labels": self.labels[index],
-        }
-
-
-class StageRecorder(TrainerCallback):
-    """Record the 1-bit FFN layers after every optimizer step. It must come after SensiMixCallback."""
-
-    def __init__(self):
-        self.binary_layers_per_step: list[list[int]] = []
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.binary_layers_per_step.append(model.binary_ffn_layers)
 
 
 class LogRecorder(TrainerCallback):

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, BertTokenizer, GPT2Config
+from transformers import AutoModelForSequenceClassification, GPT2Config
 
 import sensimix_hf
 from sensimix_hf.cli import build_train_parser, main
 from sensimix_hf.index_linear import index_linear_backend, resolve_backend
 from sensimix_hf.training import RUN_RECORD_NAME, UsageError, check_output_dir
+from tiny_models import save_tiny_bert
 
 
 TINY_RUN_OPTIONS = [
@@ -37,33 +38,6 @@ TINY_RUN_OPTIONS = [
 ]  # fmt: skip
 TINY_EVAL_OPTIONS = ["--max_eval_samples", "16", "--max_seq_length", "32"]
 TINY_LAYOUT = ["--num_8bit_layers", "2", "--num_mp_layers", "2"]
-
-
-def _tiny_vocabulary() -> list[str]:
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    words = "the a and of to is it in that this movie film good bad great not , . ! ' s".split()
-    words += "fun dull best worst love boring funny story but with as its an for one so too all".split()
-    vocabulary = list(dict.fromkeys(special + letters + ["##" + letter for letter in letters] + words))
-    return vocabulary[:99]
-
-
-def save_tiny_bert(folder: Path) -> Path:
-    """Save a random 4-layer BERT (hidden 32, vocab 99) with a WordPiece tokenizer over the same vocabulary."""
-    vocabulary = _tiny_vocabulary()
-    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(vocabulary)}, model_max_length=128)
-    config = BertConfig(
-        vocab_size=len(vocabulary),
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @contextlib.contextmanager

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from tiny_models import save_tiny_bert
 
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -19,28 +18,6 @@ WITHOUT_PACKAGE = (
     "import runpy, sys; sys.modules['sensimix_hf'] = None; "
     "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 )
-
-
-def save_tiny_bert(folder: Path) -> Path:
-    """Save a random 6-layer BERT (hidden 32, vocab 99), enough for the example's (3+3) layout."""
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    letters = list("abcdefghijklmnopqrstuvwxyz")
-    words = "the a and of to is it in that this movie film good bad great not , . ! ' s".split()
-    vocabulary = list(dict.fromkeys(special + letters + ["##" + letter for letter in letters] + words))
-    vocabulary += [f"[unused{index}]" for index in range(99 - len(vocabulary))]
-    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(vocabulary)}, model_max_length=128)
-    config = BertConfig(
-        vocab_size=len(vocabulary),
-        hidden_size=32,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run_script(arguments: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -75,7 +52,7 @@ def check_predictions(stdout: str, sentences: list[str]) -> None:
 @pytest.fixture(scope="module")
 def tiny_example_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("examples_tiny")
-    model_dir = save_tiny_bert(folder / "bert")
+    model_dir = save_tiny_bert(folder / "bert", num_hidden_layers=6)
     output_dir = folder / "packed"
     completed = run_script(
         [

@@ -19,7 +19,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, BertToke
 from transformers.utils.hub import PushToHubMixin
 
 import sensimix_hf
-from sensimix_hf import SensiMixConfig, SensiMixForSequenceClassification, SensiMixModel
+from sensimix_hf import SensiMixForSequenceClassification, SensiMixModel
 from sensimix_hf.bitpacking import unpack_bits
 from sensimix_hf.layers import (
     BinaryLinear,
@@ -30,18 +30,9 @@ from sensimix_hf.layers import (
     PackedIndexLinear,
 )
 from sensimix_hf.size_report import read_safetensors_header
+from tiny_models import tiny_sensimix_config as tiny_config
 
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_8bit_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=64,
-    num_labels=2,
-)
 PACKED_MODULES = (PackedIndexLinear, PackedIndexEmbedding, PackedBinaryLinear)
 TRAINING_MODULES = (IndexQuantLinear, IndexQuantEmbedding, BinaryLinear)
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
@@ -55,10 +46,6 @@ EXPECTED_AUTO_MAP = {
 MIB = 1024 * 1024
 # Size of the FP32 MiniLM (6 x 384) model.safetensors.
 MINILM_FP32_MIB = 86.7
-
-
-def tiny_config(**overrides) -> SensiMixConfig:
-    return SensiMixConfig(**{**TINY, **overrides})
 
 
 def packed_tiny_model(seed: int = 0, **overrides) -> SensiMixForSequenceClassification:
