@@ -1,7 +1,7 @@
 """Inference latency, size and memory of packed SensiMix models against FP32 BERT and PyTorch dynamic int8.
 
 All latencies are measured in one process on the same real movie-review sentences, as medians of several runs
-after warm-up; ratios compare models measured back to back. Peak resident memory is measured in a fresh child
+after warm-up. Ratios compare models timed in interleaved rounds. Peak resident memory is measured in a fresh child
 process per model, because a process's peak never goes down.
 
     python benchmarks/inference.py --model_name_or_path PATH [--quick] [--json FILE]
@@ -190,7 +190,7 @@ def peak_rss_mib() -> float:
 
 
 def reset_peak_rss() -> None:
-    # On Linux a child can inherit its parent's ru_maxrss, and VmHWM counts the imports too; writing 5 to
+    # On Linux a child can inherit its parent's ru_maxrss, and VmHWM counts the imports too. Writing 5 to
     # clear_refs resets VmHWM to the current resident size, so the peak measured next is the model's.
     try:
         with open("/proc/self/clear_refs", "w", encoding="utf-8") as clear_refs:

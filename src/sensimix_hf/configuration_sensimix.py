@@ -38,7 +38,7 @@ class SensiMixConfig(BertConfig):
         `"row"` multiplies each output by `mean(|W_row|) / sqrt(in_features)`, which keeps the 1-bit
         product on the scale of the residual stream. On MiniLM (6 x 384) fine-tuned on 1,000 movie-review
         sentences the unscaled form reached 78.1 % validation accuracy (one seed) against about 82 % for the
-        scaled form and 81 % for FP32, so `"row"` is the default; `docs/benchmarks.md` has the measurements.
+        scaled form and 81 % for FP32. So `"row"` is the default, and `docs/benchmarks.md` has the measurements.
     quantization_ranges (`str`, defaults to `"tensor"`):
         Granularity of the 8-bit index ranges: `"tensor"` (one min/max per tensor, as in SensiMix) or
         `"channel"` (one min/max per output row of a linear and per row of an embedding).

@@ -128,8 +128,8 @@ def _prepack_int8(module):
     lo = module.weight_min.float()
     step = (module.weight_max.float() - lo) / INDEX_LEVELS
     constant = step == 0
-    # A constant weight (step 0) is stored as a zero int8 matrix with scale 1, and its value lo moves entirely
-    # into the offset term; a quantized tensor cannot have scale 0.
+    # A quantized tensor cannot have scale 0. So a constant weight (step 0) is stored as a zero int8 matrix with
+    # scale 1, and its value lo moves entirely into the offset term.
     safe_step = torch.where(constant, torch.ones_like(step), step)
     values = module.weight_index.float() * torch.where(constant, torch.zeros_like(step), step)
     with warnings.catch_warnings():

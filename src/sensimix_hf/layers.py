@@ -4,7 +4,7 @@ Training form: subclasses of `nn.Linear` / `nn.Embedding` that keep latent float
 into them unchanged) and quantize on the fly with straight-through gradients.
 
 Packed form: plain modules with integer buffers for inference. A training module turns into its packed form
-through `pack()`; the packed modules are also built directly from a config when a packed checkpoint is loaded.
+through `pack()`. Loading a packed checkpoint builds the packed modules directly from its config.
 
 Stored tensors of the packed forms (all in the safetensors checkpoint):
 
@@ -308,8 +308,8 @@ class PackedBinaryLinear(nn.Module):
     def forward(self, input: torch.Tensor, output: str = "float") -> torch.Tensor:
         """Return the layer's output as floats, or with `output="bits"` as packed sign bits of it (uint8).
 
-        A uint8 `input` is taken as packed sign bits, as the previous 1-bit layer returns them with
-        `output="bits"`; the activations between the two 1-bit FFN linears then never exist as floats.
+        A uint8 `input` is read as packed sign bits, in the form the previous 1-bit layer returns with
+        `output="bits"`. The activations between the two 1-bit FFN linears then never exist as floats.
         """
         # Imported here so that the package imports without building or loading the compiled kernel.
         from .xnor_kernel import binary_linear, binary_linear_from_bits

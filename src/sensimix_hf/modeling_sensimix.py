@@ -43,7 +43,7 @@ AUTO_MAP = {
 class SensiMixIntermediate(BertIntermediate):
     """BERT's FFN intermediate block whose activation can be folded into the following 1-bit input.
 
-    When the FFN runs in 1-bit and the activation preserves signs, the output linear only sees b(act(h)) = b(h).
+    When the FFN runs in 1-bit and the activation preserves signs, the output linear only reads b(act(h)) = b(h).
     In training this returns b(h) with the straight-through gradient of b(act(h)). In the packed form it returns the
     sign bits of h packed in uint8, which the packed output layer consumes, so the activation is skipped at inference.
     """
@@ -263,7 +263,7 @@ class SensiMixPreTrainedModel(BertPreTrainedModel):
             config_overrides: other `SensiMixConfig` fields, for example `num_labels`, `id2label`,
                 `binary_scale` or dropout rates. Architecture fields must match the checkpoint.
 
-        The embeddings, the first a + b encoder layers and the pooler are copied; a sequence classifier is copied
+        The embeddings, the first a + b encoder layers and the pooler are copied. A sequence classifier is copied
         too when the source has one of the same shape. Labels (`id2label`, `label2id`) are kept unless overridden.
         The model is returned in eval mode with every MP FFN in full precision.
         """
@@ -302,9 +302,9 @@ class SensiMixPreTrainedModel(BertPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """Load a SensiMix checkpoint, training or packed, checking a packed one's tensors before loading them.
 
-        A packed checkpoint is built directly in its packed form; its integer tensors are checked for missing keys,
-        shapes and dtypes first, so that a damaged or mismatched file raises a clear error instead of loading
-        wrong values.
+        A packed checkpoint is built directly in its packed form. Its tensors are first checked for missing keys,
+        shapes and dtypes, so that a damaged or mismatched file raises a clear error instead of loading wrong
+        values.
         """
         config = kwargs.get("config")
         if not isinstance(config, SensiMixConfig):
@@ -347,7 +347,7 @@ class SensiMixForSequenceClassification(SensiMixPreTrainedModel, BertForSequence
     """SensiMix BERT with BERT's sequence classification head (single-label, multi-label or regression).
 
     While training with labels, `abwr_weight * abwr_loss()` is added to the loss when `abwr_weight > 0`, so a plain
-    `Trainer` back-propagates the ABWR term; `last_abwr_loss` keeps its detached value for logging.
+    `Trainer` back-propagates the ABWR term. `last_abwr_loss` keeps its detached value for logging.
     """
 
     # The forward takes **kwargs but averages its loss over the batch itself and ignores `num_items_in_batch`, so

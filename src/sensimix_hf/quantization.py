@@ -120,7 +120,7 @@ def binarize_ste(values: torch.Tensor) -> torch.Tensor:
     """Binarize `values` out of place with the clipped straight-through gradient 1{|v| <= 1}.
 
     Used for both the 1-bit weights and the 1-bit inputs. The input tensor is never modified, so a residual
-    branch that reads the same tensor sees the float values.
+    branch that reads the same tensor gets the float values.
     """
     return _BinarizeClipped.apply(values)
 
